@@ -1,0 +1,13 @@
+import { benchEngine } from './engine.bench.ts';
+import { printTable, type BenchRow } from './table.ts';
+
+const only = process.argv[2];
+const rows: BenchRow[] = [];
+const benches: Record<string, () => BenchRow[] | Promise<BenchRow[]>> = { engine: benchEngine };
+for (const [name, bench] of Object.entries(benches)) {
+  if (only && only !== name) continue;
+  process.stderr.write(`running ${name} benchmark...\n`);
+  rows.push(...(await bench()));
+}
+console.log(`\nvoco benchmarks — ${new Date().toISOString()} — node ${process.version}\n`);
+printTable(rows);
