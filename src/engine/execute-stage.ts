@@ -8,6 +8,7 @@ import { portSpec, type Artifact, type ItemResult, type Logger, type PlanContext
 import type { KeyComponents, Store, StageRecord } from '../store/store.ts';
 import { canonicalJson, hashJson, type JsonValue } from '../util/hash.ts';
 import { createRng } from '../util/rng.ts';
+import { WorkerPool } from '../util/worker-pool.ts';
 
 export function stageLogger(bus: EventBus, stage: string): Logger {
   return {
@@ -112,6 +113,7 @@ export async function executeStage(
   rmSync(tmpDir, { recursive: true, force: true });
   mkdirSync(tmpDir, { recursive: true });
 
+  let pool: WorkerPool | undefined;
   const ctx: RunContext = {
     ...planContext(p, st, store, bus),
     inputs,
@@ -122,6 +124,7 @@ export async function executeStage(
     checkpointDir,
     tmpDir,
     concurrency: opts.concurrency,
+    workers: () => (pool ??= new WorkerPool(opts.concurrency)),
   };
 
   let outputs: Record<string, JsonValue>;
@@ -140,6 +143,8 @@ export async function executeStage(
   } catch (e) {
     rmSync(tmpDir, { recursive: true, force: true });
     throw e instanceof StageFailure ? e : new StageFailure(st.name, (e as Error).message ?? String(e), e);
+  } finally {
+    await pool?.close();
   }
 
   const artifacts: Record<string, Artifact> = {};

@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { open, rename } from 'node:fs/promises';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import { parse, stringify } from 'yaml';
 import type { KeyComponents, StageRecord } from '../store/store.ts';
 import type { JsonValue } from '../util/hash.ts';
@@ -99,14 +99,6 @@ export async function writeLockfile(pipelineFile: string, lock: Lockfile): Promi
   const path = lockfilePath(pipelineFile);
   const text = renderLockfile(lock);
   if (existsSync(path) && readFileSync(path, 'utf8') === text) return false;
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fh = await open(tmp, 'w');
-  try {
-    await fh.writeFile(text);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  await rename(tmp, path);
+  await writeFileAtomic(path, text);
   return true;
 }

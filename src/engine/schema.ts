@@ -12,7 +12,7 @@ const require = createRequire(import.meta.url);
 const Ajv2020 = require('ajv/dist/2020.js') as typeof Ajv2020Type;
 const addFormats = require('ajv-formats') as (ajv: Ajv2020Type) => void;
 
-const ajv = new Ajv2020({ allErrors: true, strict: true, strictTypes: false, useDefaults: true, verbose: true });
+const ajv = new Ajv2020({ allErrors: true, strict: true, strictTypes: false, strictRequired: false, useDefaults: true, verbose: true });
 addFormats(ajv);
 
 const compiled = new WeakMap<JsonSchema, ValidateFunction>();

@@ -1,5 +1,6 @@
 import type { JsonValue } from '../util/hash.ts';
 import type { Rng } from '../util/rng.ts';
+import type { WorkerPool } from '../util/worker-pool.ts';
 
 /**
  * The stage contract. Built-in stages (`stages/*.ts`) and user plugins (`uses: ./my-stage.ts`)
@@ -77,6 +78,11 @@ export interface RunContext<P = Record<string, unknown>> extends PlanContext<P> 
   tmpDir: string;
   /** Item-level parallelism granted to this stage (its `resources.cpu`). */
   concurrency: number;
+  /**
+   * Worker threads for CPU-heavy work, `concurrency` of them, started on first use and stopped by
+   * the engine when the stage ends: `await ctx.workers().run(new URL('./work.ts', import.meta.url), 'fn', [args])`.
+   */
+  workers(): WorkerPool;
 }
 
 export interface StageItem {

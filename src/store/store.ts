@@ -1,11 +1,12 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream, mkdirSync, existsSync, readFileSync, statSync, readdirSync, rmSync } from 'node:fs';
-import { open as openFile, readFile, rename, rm, stat } from 'node:fs/promises';
+import { readFile, rm, stat } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import { open as openLmdb, type Database, type RootDatabase } from 'lmdb';
 import type { Artifact, BlobRef, StageStore } from '../engine/stage.ts';
 import type { JsonValue } from '../util/hash.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 
 /** Everything that went into a stage key, kept so `status` can say what changed. */
 export interface KeyComponents {
@@ -182,15 +183,7 @@ export class Store implements StageStore {
     const dest = this.blobPath(hash);
     if (existsSync(dest) && statSync(dest).size === bytes.byteLength) return ref;
     mkdirSync(join(dest, '..'), { recursive: true });
-    const tmp = join(this.root, 'tmp', `${hash.slice(7, 23)}.${process.pid}.${randomUUID().slice(0, 8)}`);
-    const fh = await openFile(tmp, 'w');
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, dest);
+    await writeFileAtomic(dest, bytes, { tmpDir: join(this.root, 'tmp') });
     return ref;
   }
 
@@ -228,7 +221,8 @@ export class Store implements StageStore {
   cleanTmp(): void {
     const dir = join(this.root, 'tmp');
     for (const name of existsSync(dir) ? readdirSync(dir) : []) {
-      const pid = Number(name.split('.')[1]);
+      // Temp names carry their writer's pid as a dot-separated, all-digit segment.
+      const pid = Number(name.split('.').find((part) => /^\d+$/.test(part)));
       if (!Number.isFinite(pid) || !processAlive(pid)) rmSync(join(dir, name), { recursive: true, force: true });
     }
   }

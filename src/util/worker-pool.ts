@@ -50,7 +50,7 @@ export class WorkerPool {
       }
       this.pump();
     });
-    w.on('error', (e) => {
+    w.on('error', (e: Error) => {
       const job = this.running.get(w);
       this.running.delete(w);
       this.all.splice(this.all.indexOf(w), 1);
@@ -60,7 +60,6 @@ export class WorkerPool {
         this.pump();
       }
     });
-    w.unref();
     this.all.push(w);
     this.idle.push(w);
   }

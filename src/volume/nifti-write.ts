@@ -16,12 +16,10 @@
  *
  * The file is written atomically: to a temporary file in the same directory, then renamed.
  */
-import { open, rename, unlink } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
 import type { Affine, Volume, VoxelArray } from './volume.ts';
+import { writeFileAtomic } from '../util/atomic-write.ts';
 import { NiftiError } from './nifti-errors.ts';
 import {
   HOST_LITTLE_ENDIAN,
@@ -312,18 +310,9 @@ export async function writeNifti(path: string, volume: Volume, opts: WriteNiftiO
   }
   const raw = encodeNifti(volume, opts, path);
   const payload = gz ? await gzip(raw, { level: opts.gzipLevel ?? 6 }) : raw;
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
   try {
-    const fh = await open(tmp, 'wx');
-    try {
-      await fh.writeFile(payload);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
+    await writeFileAtomic(path, payload);
   } catch (e) {
-    await unlink(tmp).catch(() => undefined);
     throw new NiftiError(path, 'write', `cannot write the file (${(e as Error).message})`, { cause: e });
   }
 }

@@ -77,7 +77,10 @@ describe('crash safety', () => {
     const file = slowPipeline(dir, join(dir, 'marker'));
     const cache = join(dir, 'cache');
     const first = spawn(process.execPath, [VOCO_BIN, 'run', file, '--cache', cache, '--json'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    await new Promise<void>((ok) => first.stdout.on('data', (c: Buffer) => c.toString().includes('item-done') && ok()));
+    await new Promise<void>((ok, fail) => {
+      first.stdout.on('data', (c: Buffer) => c.toString().includes('item-done') && ok());
+      first.on('exit', (code) => fail(new Error(`the first run exited (${code}) before starting its items`)));
+    });
     const second = spawnSync(process.execPath, [VOCO_BIN, 'run', file, '--cache', cache], { encoding: 'utf8' });
     first.kill('SIGKILL');
     expect(second.status).toBe(3);
