@@ -4,7 +4,10 @@ import type { StageDefinition } from '../src/engine/stage.ts';
  * Built-in stage kinds. Each loads lazily, so `voco validate` does not pay for TensorFlow or
  * NIfTI code it does not need. Built-ins implement the same contract as user plugins.
  */
-const builtins: Record<string, () => Promise<{ default: StageDefinition<any> }>> = {};
+const builtins: Record<string, () => Promise<{ default: StageDefinition<any> }>> = {
+  preprocess: () => import('./preprocess.ts'),
+  cache: () => import('./cache.ts'),
+};
 
 export function builtinStageKinds(): string[] {
   return Object.keys(builtins).sort();

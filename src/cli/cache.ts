@@ -4,6 +4,7 @@ import { shortHash } from '../util/hash.ts';
 import { EXIT, cacheDirFor, openStore, reportError } from './common.ts';
 import { CacheBusyError } from '../engine/scheduler.ts';
 import type { Store } from '../store/store.ts';
+import { registerCacheGet } from './cache-get.ts';
 
 function fmtBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
@@ -33,6 +34,7 @@ async function withStore(opts: { cache?: string }, fn: (store: Store) => Promise
 
 export function registerCache(program: Command): void {
   const cache = program.command('cache').description('inspect and maintain the cache');
+  registerCacheGet(cache);
 
   cache
     .command('ls')

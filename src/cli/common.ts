@@ -1,4 +1,5 @@
 import { resolve } from 'node:path';
+import type { Command } from 'commander';
 import { PipelineError } from '../engine/diagnostics.ts';
 import { resolvePipeline, type ResolvedPipeline } from '../engine/resolve.ts';
 import { Store } from '../store/store.ts';
@@ -11,6 +12,15 @@ export interface PipelineCliOptions {
 
 export function collect(value: string, previous: string[] = []): string[] {
   return [...previous, value];
+}
+
+/** The options every command that reads a pipeline takes: overrides, overlays and the cache. */
+export function withPipelineOptions<C extends Command>(cmd: C, opts: { cache?: boolean } = {}): C {
+  cmd
+    .option('-s, --set <path=value>', 'override a value, typed by the schema (repeatable)', collect)
+    .option('-f, --file <overlay.yaml>', 'merge an overlay file over the pipeline (repeatable, in order)', collect);
+  if (opts.cache !== false) cmd.option('--cache <dir>', "cache directory (default: $VOCO_CACHE, the pipeline's cache:, or ./cache)");
+  return cmd;
 }
 
 export async function loadPipeline(file: string, opts: PipelineCliOptions): Promise<ResolvedPipeline> {

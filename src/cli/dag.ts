@@ -1,15 +1,13 @@
 import type { Command } from 'commander';
 import { toDot, toMermaid } from '../engine/dag-render.ts';
-import { collect, loadPipeline, reportError, type PipelineCliOptions } from './common.ts';
+import { withPipelineOptions, loadPipeline, reportError, type PipelineCliOptions } from './common.ts';
 
 export function registerDag(program: Command): void {
-  program
+  withPipelineOptions(program
     .command('dag')
     .description('print the stage graph as Mermaid and/or DOT')
     .argument('<pipeline>', 'pipeline YAML file')
-    .option('-s, --set <path=value>', 'override a value (repeatable)', collect)
-    .option('-f, --file <overlay.yaml>', 'overlay file (repeatable)', collect)
-    .option('--format <format>', 'mermaid, dot, or both', 'both')
+    .option('--format <format>', 'mermaid, dot, or both', 'both'), { cache: false })
     .action(async (file: string, opts: PipelineCliOptions & { format: string }) => {
       try {
         const p = await loadPipeline(file, opts);

@@ -2,10 +2,12 @@ import { Command } from 'commander';
 import { VOCO_VERSION } from '../engine/keys.ts';
 import { registerCache } from './cache.ts';
 import { registerDag } from './dag.ts';
+import { registerPreview } from './preview.ts';
 import { registerRun } from './run.ts';
 import { registerRuns } from './runs.ts';
 import { registerStatus } from './status.ts';
 import { registerValidate } from './validate.ts';
+import { registerWeights } from './weights.ts';
 
 const program = new Command()
   .name('voco')
@@ -19,5 +21,7 @@ registerStatus(program);
 registerDag(program);
 registerRuns(program);
 registerCache(program);
+registerPreview(program);
+registerWeights(program);
 
 await program.parseAsync(process.argv);

@@ -4,7 +4,7 @@ import { consoleObserver } from '../engine/observers/console.ts';
 import { ndjsonLogObserver } from '../engine/observers/ndjson-log.ts';
 import { runPipeline } from '../engine/scheduler.ts';
 import { join } from 'node:path';
-import { EXIT, cacheDirFor, collect, loadPipeline, openStore, reportError, type PipelineCliOptions } from './common.ts';
+import { EXIT, cacheDirFor, collect, withPipelineOptions, loadPipeline, openStore, reportError, type PipelineCliOptions } from './common.ts';
 
 interface RunCliOptions extends PipelineCliOptions {
   only?: string[];
@@ -21,13 +21,10 @@ interface RunCliOptions extends PipelineCliOptions {
 }
 
 export function registerRun(program: Command): void {
-  program
+  withPipelineOptions(program
     .command('run')
     .description('run a pipeline, reusing cached stage and item results')
     .argument('<pipeline>', 'pipeline YAML file')
-    .option('-s, --set <path=value>', 'override a value, typed by the schema (repeatable)', collect)
-    .option('-f, --file <overlay.yaml>', 'merge an overlay file over the pipeline (repeatable, in order)', collect)
-    .option('--cache <dir>', 'cache directory (default: the pipeline\'s cache:, $VOCO_CACHE, or ./cache)')
     .option('--only <stages>', 'run only these stages (comma-separated); their inputs must be cached', (v: string, prev: string[] = []) => [...prev, ...v.split(',')])
     .option('--from <stage>', 'run this stage and everything downstream of it')
     .option('--until <stage>', 'run this stage and everything upstream of it')
@@ -38,7 +35,7 @@ export function registerRun(program: Command): void {
     .option('-j, --jobs <n>', 'stages that may run at once (default: CPU count)')
     .option('--wait', 'if another run holds the cache, wait for it instead of stopping')
     .option('--json', 'print events as NDJSON on stdout instead of the progress view')
-    .option('-v, --verbose', 'show debug messages')
+    .option('-v, --verbose', 'show debug messages'))
     .action(async (file: string, opts: RunCliOptions) => {
       process.exitCode = await runCommand(file, opts);
     });

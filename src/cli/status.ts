@@ -3,18 +3,15 @@ import { EventBus } from '../engine/events.ts';
 import { readLockfile } from '../engine/lockfile.ts';
 import { lockDrift, planPipeline } from '../engine/plan.ts';
 import { shortHash } from '../util/hash.ts';
-import { EXIT, cacheDirFor, collect, loadPipeline, openStore, reportError, type PipelineCliOptions } from './common.ts';
+import { EXIT, cacheDirFor, withPipelineOptions, loadPipeline, openStore, reportError, type PipelineCliOptions } from './common.ts';
 
 export function registerStatus(program: Command): void {
-  program
+  withPipelineOptions(program
     .command('status')
     .description('show each stage as fresh, stale (and why) or missing; --check verifies the lockfile')
     .argument('<pipeline>', 'pipeline YAML file')
-    .option('-s, --set <path=value>', 'override a value (repeatable)', collect)
-    .option('-f, --file <overlay.yaml>', 'overlay file (repeatable)', collect)
-    .option('--cache <dir>', 'cache directory')
     .option('--check', 'exit 1 when the lockfile and a fresh computation of keys disagree (for CI)')
-    .option('--json', 'print the status as JSON')
+    .option('--json', 'print the status as JSON'))
     .action(async (file: string, opts: PipelineCliOptions & { check?: boolean; json?: boolean }) => {
       try {
         const p = await loadPipeline(file, opts);

@@ -1,14 +1,12 @@
 import type { Command } from 'commander';
-import { collect, loadPipeline, reportError, type PipelineCliOptions } from './common.ts';
+import { withPipelineOptions, loadPipeline, reportError, type PipelineCliOptions } from './common.ts';
 
 export function registerValidate(program: Command): void {
-  program
+  withPipelineOptions(program
     .command('validate')
     .description('check a pipeline: YAML, schemas, stage kinds, wiring, port types and cycles')
     .argument('<pipeline>', 'pipeline YAML file')
-    .option('-s, --set <path=value>', 'override a value (repeatable)', collect)
-    .option('-f, --file <overlay.yaml>', 'overlay file (repeatable)', collect)
-    .option('--print', 'print the fully resolved pipeline as JSON')
+    .option('--print', 'print the fully resolved pipeline as JSON'), { cache: false })
     .action(async (file: string, opts: PipelineCliOptions & { print?: boolean }) => {
       try {
         const p = await loadPipeline(file, opts);
