@@ -168,4 +168,23 @@ describe('preprocess and cache stages', () => {
       await store.close();
     }
   }, 60_000);
+
+  it('voco preview writes axial, coronal and sagittal PNGs with the label overlay', async () => {
+    const dir = tempDir();
+    dataset(dir);
+    const cache = join(dir, 'cache');
+    await runInProcess(pipeline(dir), cache);
+    const out = join(dir, 'png');
+    const r = spawnSync(process.execPath, [VOCO_BIN, 'preview', join(dir, 'pre.yaml'), 'preprocess', '-o', out, '--cache', cache], { encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    for (const stem of ['aorta', 'sm']) {
+      for (const view of ['axial', 'coronal', 'sagittal']) {
+        const png = readFileSync(join(out, `${stem}_${view}.png`));
+        expect(png.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+      }
+    }
+    const missing = spawnSync(process.execPath, [VOCO_BIN, 'preview', join(dir, 'pre.yaml'), 'preprocess', 'nope.nii.gz', '--cache', cache], { encoding: 'utf8' });
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain('no item "nope.nii.gz" in stage "preprocess"; items: aorta.nii.gz, sm.nii.gz');
+  }, 60_000);
 });
