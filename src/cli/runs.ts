@@ -25,6 +25,9 @@ export function registerRuns(program: Command): void {
             process.stdout.write(
               `${r.id}  ${r.status.padEnd(11)} ${r.pipelineName.padEnd(16)} ${r.startedAt}  ${dur.padStart(8)}  ran ${count('ran')}, cached ${count('cached')}, failed ${count('failed')}  log ${r.eventLog}\n`,
             );
+            for (const [stage, s] of Object.entries(r.stages)) {
+              for (const skip of s.skipped ?? []) process.stdout.write(`    skipped ${stage} item ${skip.id}: ${skip.error}\n`);
+            }
           }
         } finally {
           await store.close();

@@ -201,6 +201,7 @@ export async function runPipeline(p: ResolvedPipeline, store: Store, bus: EventB
               key: outcome!.record.key,
               durationMs: outcome!.status === 'ran' ? outcome!.record.durationMs : 0,
               items: outcome!.record.items?.keys.length,
+              skipped: outcome!.record.items?.skipped.length ? outcome!.record.items.skipped : undefined,
             };
             return outcome;
           } catch (e) {

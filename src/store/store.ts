@@ -56,7 +56,10 @@ export interface RunRecord {
   status: 'running' | 'succeeded' | 'failed' | 'interrupted';
   host: string;
   pid: number;
-  stages: Record<string, { status: string; key?: string; durationMs?: number; items?: number; itemsCached?: number; error?: string }>;
+  stages: Record<
+    string,
+    { status: string; key?: string; durationMs?: number; items?: number; skipped?: Array<{ id: string; error: string }>; error?: string }
+  >;
   config?: JsonValue;
   eventLog: string;
 }

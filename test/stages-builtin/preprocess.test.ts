@@ -134,6 +134,8 @@ describe('preprocess and cache stages', () => {
       expect(rec.items!.skipped.map((s) => s.id)).toEqual(['sm.nii.gz']);
       expect((rec.outputs.volumes!.value as { items: Item[] }).items.map((i) => i.id)).toEqual(['aorta.nii.gz']);
       expect([...store.items.getRange()].map(({ value }) => value.id)).toEqual(['aorta.nii.gz']);
+      const run = store.listRuns().find((r) => r.id === skipped.summary.runId)!;
+      expect(run.stages.preprocess!.skipped).toEqual([{ id: 'sm.nii.gz', error: expect.stringMatching(/sm\.nii\.gz/) }]);
     } finally {
       await store.close();
     }
