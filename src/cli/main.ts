@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { VOCO_VERSION } from '../engine/keys.ts';
 import { registerCache } from './cache.ts';
 import { registerDag } from './dag.ts';
+import { registerModel } from './model.ts';
 import { registerPreview } from './preview.ts';
 import { registerRun } from './run.ts';
 import { registerRuns } from './runs.ts';
@@ -23,5 +24,6 @@ registerRuns(program);
 registerCache(program);
 registerPreview(program);
 registerWeights(program);
+registerModel(program);
 
 await program.parseAsync(process.argv);

@@ -1,84 +1,11 @@
-import { existsSync } from 'node:fs';
 import { extname } from 'node:path';
 import type { Command } from 'commander';
 import { EXIT, reportError } from './common.ts';
-import { loadIntoSpec, LAYOUTS, type LoadResult, type VariableSpec } from '../models/weights/layout.ts';
-import { parseSafetensors, writeSafetensors } from '../models/weights/safetensors.ts';
-import { DTYPES, formatShape, normalizeStateDict, numel, type StateDict } from '../models/weights/state-dict.ts';
-import { looksLikeSafetensors, readWholeFile, torchCheckpointFromBytes } from '../models/weights/torch-load.ts';
-
-export const ARCHS = ['swinunetr', 'unet3d'] as const;
-export type Arch = (typeof ARCHS)[number];
-
-export interface LoadedWeights {
-  dict: StateDict;
-  notes: string[];
-  format: 'torch' | 'safetensors';
-  metadata?: Record<string, string>;
-}
-
-/**
- * Reads a torch.save checkpoint (`.pt`/`.pth`/`.ckpt`, a zip archive) or a `.safetensors` file,
- * told apart by their content, and normalises the keys (see normalizeStateDict).
- */
-export async function loadWeightsFile(file: string, opts: { select?: string } = {}): Promise<LoadedWeights> {
-  const bytes = await readWholeFile(file);
-  if (looksLikeSafetensors(bytes)) {
-    const st = parseSafetensors(bytes, file);
-    let norm: { dict: StateDict; notes: string[] };
-    try {
-      norm = normalizeStateDict(st.dict, opts);
-    } catch (e) {
-      throw new Error(`${file}: ${(e as Error).message}`);
-    }
-    return { dict: norm.dict, notes: ['safetensors file', ...norm.notes], format: 'safetensors', metadata: st.metadata };
-  }
-  const ck = torchCheckpointFromBytes(bytes, file, opts);
-  return { dict: ck.dict, notes: ck.notes, format: 'torch' };
-}
-
-/**
- * HOOK (model variable specs): `src/models/registry.ts`, exporting `variableSpec(arch, opts)`, is
- * being written alongside the models. When it exists, `--arch` maps the file's keys onto our
- * variables through it. Until then, `--arch swinunetr` falls back to
- * `src/models/swinunetr/index.ts`'s `swinUnetrVariableSpec(opts)` if that exists, and any other
- * arch returns undefined (the report then says no spec is available). Options are inferred from
- * the weights (feature size, channels, v2 blocks) and can be overridden with `--model-opts <json>`.
- */
-export async function loadVariableSpec(arch: Arch, opts: Record<string, unknown>): Promise<VariableSpec[] | undefined> {
-  const registry = new URL('../models/registry.ts', import.meta.url);
-  const swin = new URL('../models/swinunetr/index.ts', import.meta.url);
-  let spec: unknown;
-  if (existsSync(registry)) {
-    const mod = (await import(registry.href)) as { variableSpec?: (arch: string, opts: Record<string, unknown>) => unknown };
-    if (typeof mod.variableSpec !== 'function') return undefined;
-    spec = await mod.variableSpec(arch, opts);
-  } else if (arch === 'swinunetr' && existsSync(swin)) {
-    const mod = (await import(swin.href)) as { swinUnetrVariableSpec?: (opts: Record<string, unknown>) => unknown };
-    if (typeof mod.swinUnetrVariableSpec !== 'function') return undefined;
-    spec = mod.swinUnetrVariableSpec(opts);
-  } else return undefined;
-  if (!Array.isArray(spec) || !spec.every((v: VariableSpec) => typeof v?.name === 'string' && LAYOUTS.includes(v.layout) && Array.isArray(v.shape))) {
-    throw new Error(`the variable spec for ${arch} is not a list of { name, layout, shape }`);
-  }
-  return spec as VariableSpec[];
-}
-
-/** Model options a checkpoint implies (for SwinUNETR: feature size, in/out channels, use_v2). */
-export function inferModelOptions(arch: Arch, dict: StateDict): Record<string, unknown> {
-  const o: Record<string, unknown> = {};
-  if (arch === 'swinunetr') {
-    const pe = dict.get('swinViT.patch_embed.proj.weight');
-    if (pe) {
-      o.featureSize = pe.shape[0];
-      o.inChannels = pe.shape[1];
-    }
-    const out = dict.get('out.conv.conv.weight');
-    if (out) o.outChannels = out.shape[0];
-    o.useV2 = [...dict.keys()].some((k) => k.startsWith('swinViT.layers1c.'));
-  }
-  return o;
-}
+import { loadIntoSpec, type LoadResult } from '../models/weights/layout.ts';
+import { writeSafetensors } from '../models/weights/safetensors.ts';
+import { DTYPES, formatShape, numel, type StateDict } from '../models/weights/state-dict.ts';
+import { inferModelOptions, loadWeightsFile } from '../models/weights-io.ts';
+import { ARCHS, variableSpec, type Arch } from '../models/registry.ts';
 
 function fmtCount(n: number): string {
   return n >= 1e6 ? `${(n / 1e6).toFixed(2)} M` : n >= 1e3 ? `${(n / 1e3).toFixed(1)} k` : String(n);
@@ -117,7 +44,7 @@ export function registerWeights(program: Command): void {
         if (opts.arch) {
           const arch = opts.arch as Arch;
           const options = opts.modelOpts ? (JSON.parse(opts.modelOpts) as Record<string, unknown>) : inferModelOptions(arch, w.dict);
-          const spec = await loadVariableSpec(arch, options);
+          const spec = variableSpec(arch, options as never);
           if (!spec) mapping = { arch, options, available: false };
           else {
             const r = loadIntoSpec(spec, w.dict);
