@@ -39,7 +39,7 @@ export class WorkerPool {
   }
 
   private spawn(): void {
-    const w = new Worker(new URL('./worker-entry.js', import.meta.url));
+    const w = new Worker(new URL('./worker-entry.js', import.meta.url), { execArgv: [] }); // inherited flags such as --input-type would stop it starting
     w.on('message', (msg: { id: number; ok: boolean; result?: unknown; error?: { message: string; name?: string; file?: string; field?: string } }) => {
       const job = this.running.get(w);
       this.running.delete(w);

@@ -73,17 +73,35 @@
  *
  * ## Speed
  *
- * Decoding is plain JavaScript: ≈ 3–4 ns per voxel on the project's 2-core EPYC (≈ 45–60 ms for
- * 1×384×384×96, see the bench), of which about a quarter is the int → float32 conversion
- * (`decodeQuantized` skips it). The first touch of a freshly allocated 57 MB Float32Array
- * (page faults) adds ≈ 20 ms, so a reader that decodes many volumes should pass a reused output
- * array (`opts.out`). The sha256 check costs ≈ 0.5 ms per MB of record (`verify: false` skips it
- * for bytes checked just before).
+ * pbp32 records decode with a WebAssembly kernel (`codec-wasm.ts`, built from `wasm/pbp32.ts` by
+ * `npm run build:wasm` into `wasm/pbp32.wasm` next to this file): ≈ 0.7 ns per voxel on one core
+ * of the project's 2-core EPYC (≈ 10 ms for 1×384×384×96 into a decode buffer, 12 ms into an
+ * ordinary array) against ≈ 3–4 ns for the JavaScript decoder below, which stays as the reference
+ * (the kernel's output is bit-identical; test/volume/codec-wasm.test.ts), as the fallback when the
+ * kernel cannot load, and as the source of error messages: whenever the kernel finds a stream
+ * inconsistent the record is decoded again here, which throws the precise error.
+ * `VOCO_CODEC_WASM=0` forces the JavaScript decoder.
+ *
+ * - Output: the kernel decodes into WebAssembly memory; into an ordinary array it is copied out a
+ *   few planes at a time (≈ 2 ms per 57 MB). A decode buffer ({@link createDecodeBuffer}) lives in
+ *   the kernel's memory and is written in place: what a reader that decodes many volumes should
+ *   reuse. The first touch of a freshly allocated 57 MB array (page faults) adds ≈ 20 ms or more,
+ *   so always reuse an output (`opts.out`).
+ * - Both cores: {@link decodeVolumeParallel} lets this thread and worker threads claim segments
+ *   (into a decode buffer the workers read the record from, and write into, its own memory); the
+ *   sha256 check (≈ 0.5 ms per MB of record; `verify: false` skips it for bytes checked just
+ *   before) overlaps the workers' decoding: ≈ 5.5 ms for 1×384×384×96 without the check, ≈ 7 ms
+ *   with it. A data loader with one decoding thread per core gets about the same throughput
+ *   without coordination (bench/codec.bench.ts measures both).
+ * - `decodeQuantized` skips the int → float32 conversion (≈ 15 % of the kernel's time).
  */
 import { createHash } from 'node:crypto';
 import { endianness } from 'node:os';
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { createDecodeBuffer, decodePbpParallel, decodePbpWasm, wasmEnabled, type PbpRecord } from './codec-wasm.ts';
 import { voxelCount, type Affine, type Shape4, type Volume, type VoxelArray } from './volume.ts';
+
+export { createDecodeBuffer, wasmStatus } from './codec-wasm.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Public types
@@ -667,7 +685,21 @@ function int32View(payload: Uint8Array, byteStart: number, count: number): Int32
   return copy;
 }
 
+/**
+ * Decodes a pbp32 payload into `out`: with the WebAssembly kernel when it is enabled (see
+ * codec-wasm.ts), else — and whenever the kernel reports an inconsistent stream, so that the
+ * error thrown is this decoder's — with {@link decodePbpJs}.
+ */
 function decodePbp(payload: Uint8Array, layout: PbpLayout, out: Float32Array | Uint8Array | Uint16Array, scale: number, offset: number): void {
+  if (!(out instanceof Uint8Array) && wasmEnabled()) {
+    const record = { payload, layout, headerBytes: pbpHeaderBytes(layout.blocks, layout.exceptionBlocks) };
+    if (decodePbpWasm(record, out, scale, offset) === 0) return;
+  }
+  decodePbpJs(payload, layout, out, scale, offset);
+}
+
+/** The reference decoder in plain JavaScript (the WebAssembly kernel matches it bit for bit). */
+function decodePbpJs(payload: Uint8Array, layout: PbpLayout, out: Float32Array | Uint8Array | Uint16Array, scale: number, offset: number): void {
   const { planes, planeVoxels: YZ, stride: Z, blocks, words: nWords, exceptionBlocks, exceptionWords } = layout;
   const hdrBytes = pbpHeaderBytes(blocks, exceptionBlocks);
   const words = int32View(payload, hdrBytes, nWords);
@@ -1009,14 +1041,7 @@ function parseRecord(bytes: Uint8Array, verify: boolean): ParsedRecord {
     throw new CacheRecordError(`corrupt record: ${bytes.length - expected} trailing bytes after the ${expected} the prefix declares`);
   }
   const storedDigest = bytes.subarray(24, 56);
-  if (verify) {
-    const digest = createHash('sha256').update(bytes.subarray(PREFIX_BYTES)).digest();
-    if (!digest.equals(storedDigest)) {
-      throw new CacheRecordError(
-        `checksum mismatch: sha256 of the header and payload is ${digest.toString('hex')}, the record says ${toHex(storedDigest)}; the record is corrupt`,
-      );
-    }
-  }
+  if (verify) verifyDigest(bytes);
   let header: RecordHeader;
   try {
     header = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset + PREFIX_BYTES, H).toString('utf8')) as RecordHeader;
@@ -1028,6 +1053,17 @@ function parseRecord(bytes: Uint8Array, verify: boolean): ParsedRecord {
     info: { ...header, formatVersion: version, encodedBytes: bytes.length, sha256: toHex(storedDigest) },
     payload: bytes.subarray(PREFIX_BYTES + H),
   };
+}
+
+/** Checks the stored sha256 of a record whose prefix lengths were checked. */
+function verifyDigest(bytes: Uint8Array): void {
+  const storedDigest = bytes.subarray(24, 56);
+  const digest = createHash('sha256').update(bytes.subarray(PREFIX_BYTES)).digest();
+  if (!digest.equals(storedDigest)) {
+    throw new CacheRecordError(
+      `checksum mismatch: sha256 of the header and payload is ${digest.toString('hex')}, the record says ${toHex(storedDigest)}; the record is corrupt`,
+    );
+  }
 }
 
 function validateHeader(h: RecordHeader, P: number): void {
@@ -1109,6 +1145,50 @@ export function decodeQuantized(
     offset: info.offset,
     info,
   };
+}
+
+export interface ParallelDecodeOptions extends DecodeOptions {
+  /** Threads to decode on, this one included (default 2). */
+  workers?: number;
+}
+
+/**
+ * {@link decodeVolume} on several threads: the pbp32 segments (32 planes each, independent) are
+ * claimed by this thread and `workers − 1` worker threads (started on first use, kept, never
+ * keeping the process alive), each running the WebAssembly kernel and writing into one output
+ * over a SharedArrayBuffer. The sha256 check runs on this thread while the workers decode; a
+ * record that fails it throws the same {@link CacheRecordError} as `decodeVolume` (an `out`
+ * given may then have been partly written). The result is bit-identical to `decodeVolume`.
+ *
+ * `out`, when given, must be a Float32Array over a SharedArrayBuffer, best a decode buffer
+ * ({@link createDecodeBuffer}, which this thread writes in place) such as a previous result of
+ * this function; without it the result is a fresh decode buffer. Labels,
+ * float32-stored records, a non-shared `out`, `workers: 1` or a disabled kernel decode on this
+ * thread as `decodeVolume` does.
+ */
+export async function decodeVolumeParallel(bytes: Uint8Array, opts: ParallelDecodeOptions = {}): Promise<Volume> {
+  const verify = opts.verify ?? true;
+  const workers = opts.workers ?? 2;
+  if (!Number.isInteger(workers) || workers < 1) throw new RangeError(`decodeVolumeParallel: workers must be a positive integer, got ${workers}`);
+  let parsed: ParsedRecord;
+  try {
+    parsed = parseRecord(bytes, false);
+  } catch (e) {
+    if (verify) parseRecord(bytes, true); // a checksum mismatch is reported first, as decodeVolume does
+    throw e;
+  }
+  const { info, payload } = parsed;
+  const given = opts.out;
+  const shared = given === undefined || given.buffer instanceof SharedArrayBuffer;
+  if (info.codec !== 'pbp32' || workers === 1 || !shared || !wasmEnabled()) return decodeVolume(bytes, opts);
+  const out = (given ?? createDecodeBuffer(info.voxels, 'float32')) as Float32Array;
+  outputArray(Float32Array, info.voxels, out, 'decodeVolumeParallel');
+  const layout = info.pbp!;
+  const record: PbpRecord = { payload, layout, headerBytes: pbpHeaderBytes(layout.blocks, layout.exceptionBlocks) };
+  const rc = await decodePbpParallel(record, out, info.scale, info.offset, workers, verify ? () => verifyDigest(bytes) : undefined);
+  // A failed worker: decode again on this thread; an inconsistent stream: the JavaScript decoder's error.
+  if (rc !== 0 && decodePbpWasm(record, out, info.scale, info.offset) !== 0) decodePbpJs(payload, layout, out, info.scale, info.offset);
+  return { data: out, shape: [info.shape[0], info.shape[1], info.shape[2], info.shape[3]], affine: info.affine.map((r) => r.slice()) };
 }
 
 type DecodedArray = Float32Array | Uint8Array | Uint16Array;
