@@ -7,8 +7,8 @@
  *              spaces so the data section starts 8-byte aligned
  *   rest       the data section: each tensor's bytes, little-endian, C order, with no gaps
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, unlink } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
+import { writeFileAtomic } from '../../util/atomic-write.ts';
 import {
   DTYPES,
   formatShape,
@@ -176,18 +176,5 @@ export function serializeSafetensors(dict: StateDict, metadata?: Record<string, 
 /** Writes atomically: a temporary file in the same folder, fsynced, then renamed over `path`. */
 export async function writeSafetensors(path: string, dict: StateDict, metadata?: Record<string, string>): Promise<void> {
   const bytes = serializeSafetensors(dict, metadata);
-  const tmp = `${path}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
-  const fh = await open(tmp, 'wx');
-  try {
-    try {
-      await fh.writeFile(bytes);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-  } catch (e) {
-    await unlink(tmp).catch(() => undefined);
-    throw e;
-  }
+  await writeFileAtomic(path, bytes);
 }
