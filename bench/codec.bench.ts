@@ -34,6 +34,7 @@
  * Times are the best of --reps runs (default 7) after three warm-ups: the machine is shared, and
  * the minimum estimates the uncontended time.
  */
+import { withJs } from './decoder-mode.ts';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -75,17 +76,6 @@ async function timeAsync(fn: () => Promise<unknown>, reps = REPS): Promise<numbe
   return Math.min(...ts);
 }
 
-/** Runs fn with the WebAssembly kernel off (the JavaScript decoder). */
-function withJs<T>(fn: () => T): T {
-  const before = process.env.VOCO_CODEC_WASM;
-  process.env.VOCO_CODEC_WASM = '0';
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.VOCO_CODEC_WASM;
-    else process.env.VOCO_CODEC_WASM = before;
-  }
-}
 
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));

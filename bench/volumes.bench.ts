@@ -1,4 +1,5 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { withJs } from './decoder-mode.ts';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -130,14 +131,3 @@ function timeMedian(fn: () => void, reps = 7): number {
   return median(ts);
 }
 
-/** Runs fn with the WebAssembly kernel off (the JavaScript decoder). */
-function withJs<T>(fn: () => T): T {
-  const before = process.env.VOCO_CODEC_WASM;
-  process.env.VOCO_CODEC_WASM = '0';
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.VOCO_CODEC_WASM;
-    else process.env.VOCO_CODEC_WASM = before;
-  }
-}

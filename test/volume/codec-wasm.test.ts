@@ -1,3 +1,4 @@
+import { createRng } from '../../src/util/rng.ts';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createHash } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
@@ -32,16 +33,10 @@ const AFFINE: Affine = [
 
 afterAll(() => stopDecodeWorkers());
 
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
+/** Seeded uniform draws in [0, 1) from the project's generator, so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = createRng(seed, 'codec-test');
+  return () => r.float();
 }
 
 function vol(shape: Shape4, fill: (c: number, x: number, y: number, z: number) => number, ctor: { new (n: number): VoxelArray } = Float32Array): Volume {

@@ -1,3 +1,4 @@
+import { createRng } from '../../src/util/rng.ts';
 import { describe, expect, it } from 'vitest';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,16 +25,10 @@ const AFFINE: Affine = [
   [0, 0, 0, 1],
 ];
 
-/** Small deterministic PRNG (mulberry32) so failures reproduce. */
+/** Seeded uniform draws in [0, 1) from the project's generator, so failures reproduce. */
 function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = createRng(seed, 'codec-test');
+  return () => r.float();
 }
 
 function vol<T extends VoxelArray>(shape: Shape4, fill: (i: number, c: number, x: number, y: number, z: number) => number, ctor: { new (n: number): T }): Volume<T> {
