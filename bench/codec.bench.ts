@@ -13,7 +13,7 @@
  *
  * Columns: raw = float32 bytes of the volume; ratio = encoded / raw (for 384×384×96 that is also
  * the ratio to MONAI's 56,627,659-byte PersistentDataset file up to its 0.2 % pickle overhead).
- * Every decode time includes the sha256 check unless said otherwise. JS = the JavaScript decoder
+ * Every decode time includes the checksum (CRC-32) check unless said otherwise. JS = the JavaScript decoder
  * (VOCO_CODEC_WASM=0) into a reused Float32Array; the other columns use the WebAssembly kernel
  * (the default): fresh = decodeVolume into a fresh array (page faults included); reuse = into a
  * reused Float32Array (decoded in WebAssembly memory, copied out a few planes at a time); buffer =
@@ -22,7 +22,7 @@
  * (35 ms in BASELINES.md); read ×2 = the same with decodeVolumeParallel on 2 threads (this one and
  * a worker; the checksum overlaps the worker's decoding); GB/s = decoded float32 bytes per second
  * of `buffer`; quantized = decodeQuantized into a reused Uint16Array without the checksum (integer
- * levels, no float conversion); sha256 = readEncodedInfo (the checksum check alone); err = max
+ * levels, no float conversion); checksum = readEncodedInfo (the CRC-32 check alone); err = max
  * |decoded − input| (also checked against the recorded value, and the WebAssembly output against
  * the JavaScript decoder's, bit for bit).
  *
@@ -219,7 +219,7 @@ console.log(`date ${new Date().toISOString()}; ${cpu.length}× ${cpu[0]?.model ?
 console.log(`chain: voco transforms (orientation RAS, scaleIntensityRange, cropForeground > 0.3, resize trilinear align_corners=True)`);
 console.log(`decoder: ${wasm.enabled ? 'WebAssembly kernel (src/volume/wasm/pbp32.wasm)' : `JavaScript only (${wasm.reason})`}`);
 console.log(`MONAI PersistentDataset file for 1×384×384×96: ${fmtBytes(MONAI_FILE_BYTES)} bytes, torch.load ≈ ${TORCH_LOAD_MS} ms (≈ 1.6 GB/s)\n`);
-console.log('| volume | shape | raw float32 B | encoded B | ratio | bits | exc. blocks | encode ms | JS ms | fresh ms | reuse ms | buffer ms | read ms | read ×2 ms | GB/s | quantized ms | sha256 ms | max abs err |');
+console.log('| volume | shape | raw float32 B | encoded B | ratio | bits | exc. blocks | encode ms | JS ms | fresh ms | reuse ms | buffer ms | read ms | read ×2 ms | GB/s | quantized ms | checksum ms | max abs err |');
 console.log('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
 for (const r of rows) {
   const ratio = `${((100 * r.enc) / r.raw).toFixed(1)} %`;

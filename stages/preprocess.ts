@@ -9,6 +9,7 @@ import { relative } from 'node:path';
 export interface PreprocessParams {
   dataset: DatasetSpec;
   transforms: unknown[];
+  load_dtype: 'float32' | 'int16';
   max_abs_error: number;
   max_voxels: number;
   on_error: 'fail' | 'skip';
@@ -46,7 +47,7 @@ function chainOf(params: PreprocessParams): TransformStep[] {
 
 export default defineStage<PreprocessParams>({
   kind: 'preprocess',
-  version: 1,
+  version: 2, // 2: cache records carry a CRC-32 instead of a sha256 (codec format 2)
   description: 'NIfTI volumes → transform chain → compact, checksummed cache records (one item per volume)',
   paramsSchema,
   outputs: { volumes: 'volumes' },
@@ -64,6 +65,8 @@ export default defineStage<PreprocessParams>({
     itemParams: (p) => ({
       transforms: transformChainFingerprint(chainOf(p)) as unknown as JsonValue,
       max_abs_error: p.max_abs_error,
+      // Absent for the default so that records made before the option existed stay valid.
+      ...(p.load_dtype === 'int16' ? { load_dtype: p.load_dtype } : {}),
     }),
     onError: (p) => p.on_error,
     async run(ctx) {
@@ -74,6 +77,7 @@ export default defineStage<PreprocessParams>({
         chain: chainOf(ctx.params),
         maxAbsError: ctx.params.max_abs_error,
         maxVoxels: ctx.params.max_voxels,
+        loadDtype: ctx.params.load_dtype,
       };
       const result = await ctx.workers().run<PreprocessResult>(WORKER, 'preprocessVolume', [req]);
       const { info } = result.image;

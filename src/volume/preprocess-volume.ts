@@ -11,6 +11,8 @@ export interface PreprocessRequest {
   chain: TransformStep[];
   maxAbsError: number;
   maxVoxels?: number;
+  /** Cast applied to the loaded image before the chain (MONAI LoadImaged's dtype); default float32. */
+  loadDtype?: 'float32' | 'int16';
 }
 
 export interface EncodedVolume {
@@ -43,6 +45,21 @@ export function checkLabel(label: Volume, image: Volume, labelPath: string, imag
 }
 
 /**
+ * numpy's `astype(int16)` for in-range values (truncation toward zero), done in place; values
+ * outside int16's range have no defined cast, so they are refused.
+ */
+export function castToInt16(image: Volume<Float32Array>, path: string): void {
+  const d = image.data;
+  for (let i = 0; i < d.length; i++) {
+    const t = Math.trunc(d[i]!);
+    if (t < -32768 || t > 32767) {
+      throw new NiftiError(path, 'data', `voxel ${i} holds ${d[i]}, outside int16's range −32768..32767 (load_dtype: int16)`);
+    }
+    d[i] = t;
+  }
+}
+
+/**
  * One volume through the pipeline's data path: read (and check) the NIfTI image and label, apply
  * the transform chain like MONAI's dictionary transforms, and encode both for the cache. Runs in
  * a worker thread; the encoded bytes are transferred back, not copied.
@@ -50,6 +67,7 @@ export function checkLabel(label: Volume, image: Volume, labelPath: string, imag
 export async function preprocessVolume(req: PreprocessRequest): Promise<PreprocessResult> {
   const img = await readNifti(req.image, { maxVoxels: req.maxVoxels });
   const image = img.toVolume({ dtype: 'float32' });
+  if (req.loadDtype === 'int16') castToInt16(image, req.image);
   let label: Volume | undefined;
   if (req.label) {
     label = (await readNifti(req.label, { maxVoxels: req.maxVoxels })).toVolume({ dtype: 'raw' });

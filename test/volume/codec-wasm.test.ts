@@ -242,10 +242,10 @@ describe('WebAssembly pbp32 kernel', () => {
     const info = readEncodedInfo(bytes);
     const payload = bytes.subarray(bytes.length - info.payloadBytes);
     const lie = (edit: (h: RecordHeader) => void, what: string): void => {
-      const h = JSON.parse(JSON.stringify(info)) as RecordHeader & { formatVersion?: number; encodedBytes?: number; sha256?: string };
+      const h = JSON.parse(JSON.stringify(info)) as RecordHeader & { formatVersion?: number; encodedBytes?: number; checksum?: string };
       delete h.formatVersion;
       delete h.encodedBytes;
-      delete h.sha256;
+      delete h.checksum;
       edit(h);
       const rec = reassemble(h, payload);
       expectBothPathsAgree(rec, what);
@@ -460,7 +460,7 @@ function craftRecord(shape: Shape4, r: () => number, excShare: number): Uint8Arr
   return reassemble(header, payload);
 }
 
-/** Builds a record around an edited header (a valid checksum, so only the decoder's own checks see the lie). */
+/** Builds a record around an edited header (a valid checksum, so only the decoder's own checks see the lie), in format version 1 (sha256), which this build still reads. */
 function reassemble(header: RecordHeader, payload: Uint8Array): Uint8Array {
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((PREFIX_BYTES + Buffer.byteLength(json)) % 8)) % 8);

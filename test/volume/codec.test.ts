@@ -1,5 +1,6 @@
 import { createRng } from '../../src/util/rng.ts';
 import { describe, expect, it } from 'vitest';
+import { createHash } from 'node:crypto';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
@@ -241,12 +242,15 @@ describe('decodeVolume: corrupt and foreign records', () => {
   const H = new DataView(bytes.buffer).getUint32(12, true);
 
   it('detects a flipped byte in the payload, the JSON header and the stored checksum', () => {
-    for (const at of [PREFIX_BYTES + H + 5, bytes.length - 1, PREFIX_BYTES + 3, 30]) {
+    for (const at of [PREFIX_BYTES + H + 5, bytes.length - 1, PREFIX_BYTES + 3, 25]) {
       const bad = bytes.slice();
       bad[at]! ^= 0x10;
       expect(() => decodeVolume(bad)).toThrow(CacheRecordError);
-      expect(() => decodeVolume(bad)).toThrow(/checksum mismatch: sha256 .* the record is corrupt/);
+      expect(() => decodeVolume(bad)).toThrow(/checksum mismatch: CRC-32 of the header and payload is [0-9a-f]{8}, the record says [0-9a-f]{8}; the record is corrupt/);
     }
+    const reserved = bytes.slice();
+    reserved[30]! ^= 0x10;
+    expect(() => decodeVolume(reserved)).toThrow(/bytes 28–55 after the CRC-32 are not zero/);
   });
 
   it('detects truncation at any point and trailing garbage', () => {
@@ -264,12 +268,23 @@ describe('decodeVolume: corrupt and foreign records', () => {
     foreign.set(new TextEncoder().encode('PK\x03\x04zipf'), 0);
     expect(() => decodeVolume(foreign)).toThrow(/not a voco volume record: bad magic bytes 504b0304/);
     const newer = bytes.slice();
-    new DataView(newer.buffer).setUint16(8, 2, true);
-    expect(() => decodeVolume(newer)).toThrow(/unsupported record format version 2 \(this build reads version 1\)/);
+    new DataView(newer.buffer).setUint16(8, 3, true);
+    expect(() => decodeVolume(newer)).toThrow(/unsupported record format version 3 \(this build reads versions 1 and 2\)/);
     const reserved = bytes.slice();
     reserved[10] = 1;
     expect(() => decodeVolume(reserved)).toThrow(/reserved/);
     expect(Array.from(bytes.subarray(0, 8))).toEqual(Array.from(CODEC_MAGIC));
+  });
+
+  it('still reads format version 1 records (sha256 checksum) and checks them', () => {
+    const v1 = bytes.slice();
+    new DataView(v1.buffer).setUint16(8, 1, true);
+    v1.set(createHash('sha256').update(v1.subarray(PREFIX_BYTES)).digest(), 24);
+    expect(readEncodedInfo(v1).checksum).toMatch(/^sha256:[0-9a-f]{64}$/);
+    expect(readEncodedInfo(bytes).checksum).toMatch(/^crc32:[0-9a-f]{8}$/);
+    expect(Array.from(decodeVolume(v1).data)).toEqual(Array.from(decodeVolume(bytes).data));
+    v1[v1.length - 1]! ^= 1;
+    expect(() => decodeVolume(v1)).toThrow(/checksum mismatch: sha256 .* the record is corrupt/);
   });
 
   it('a length field that lies reads as truncation', () => {
