@@ -8,6 +8,7 @@ export interface PipelineCliOptions {
   set?: string[];
   file?: string[];
   cache?: string;
+  backend?: string;
 }
 
 export function collect(value: string, previous: string[] = []): string[] {
@@ -18,13 +19,14 @@ export function collect(value: string, previous: string[] = []): string[] {
 export function withPipelineOptions<C extends Command>(cmd: C, opts: { cache?: boolean } = {}): C {
   cmd
     .option('-s, --set <path=value>', 'override a value, typed by the schema (repeatable)', collect)
-    .option('-f, --file <overlay.yaml>', 'merge an overlay file over the pipeline (repeatable, in order)', collect);
+    .option('-f, --file <overlay.yaml>', 'merge an overlay file over the pipeline (repeatable, in order)', collect)
+    .option('--backend <name>', 'compute backend for every stage that has one: auto, tensorflow-gpu, tensorflow, webgpu or cpu (overrides the pipeline and its stages)');
   if (opts.cache !== false) cmd.option('--cache <dir>', "cache directory (default: $VOCO_CACHE, the pipeline's cache:, or ./cache)");
   return cmd;
 }
 
 export async function loadPipeline(file: string, opts: PipelineCliOptions): Promise<ResolvedPipeline> {
-  return resolvePipeline(file, { overlays: opts.file ?? [], sets: opts.set ?? [] });
+  return resolvePipeline(file, { overlays: opts.file ?? [], sets: opts.set ?? [], backend: opts.backend });
 }
 
 /** `--cache` > $VOCO_CACHE > the pipeline's `cache:` > ./cache */

@@ -65,6 +65,8 @@ export interface ResolvedPipeline {
 export interface ResolveOptions {
   overlays?: string[];
   sets?: string[];
+  /** `--backend`: the compute backend of every stage that takes a `backend` param, over the pipeline's and the stage's. */
+  backend?: string;
 }
 
 const STAGE_REF = /^([A-Za-z_][A-Za-z0-9_-]*)\.([A-Za-z_][A-Za-z0-9_-]*)$/;
@@ -121,6 +123,7 @@ export async function resolvePipeline(file: string, opts: ResolveOptions = {}): 
     const loaded = defs.get(name);
     if (!loaded || !isPlainObject(raw)) continue;
     const withParams = isPlainObject(raw.with) ? structuredClone(raw.with) : {};
+    applyBackend(withParams, loaded.def, opts.backend, config.backend);
     diagnostics.push(...validateAgainst(loaded.def.paramsSchema, withParams, ['stages', name, 'with'], sources));
     const inputs: ResolvedStage['inputs'] = {};
     for (const [port, ref] of Object.entries(isPlainObject(raw.inputs) ? raw.inputs : {})) {
@@ -187,6 +190,14 @@ export async function resolvePipeline(file: string, opts: ResolveOptions = {}): 
     sources,
     config,
   };
+}
+
+/** Precedence of a stage's compute backend: `--backend` > the stage's `with.backend` > the pipeline's `backend:`. */
+function applyBackend(withParams: Record<string, unknown>, def: StageDefinition, cli: string | undefined, pipeline: unknown): void {
+  const props = def.paramsSchema.properties;
+  if (!isPlainObject(props) || !('backend' in props)) return;
+  if (cli !== undefined) withParams.backend = cli;
+  else if (withParams.backend === undefined && typeof pipeline === 'string') withParams.backend = pipeline;
 }
 
 function applySet(doc: Record<string, unknown>, sources: SourceMap, s: SetOverride, types: string[] | undefined): void {

@@ -255,3 +255,35 @@ stages:
     await expect(resolvePipeline(join(dir, 'a.yaml'))).rejects.toThrow(/extends cycle: .*a\.yaml → .*b\.yaml → .*a\.yaml/);
   });
 });
+
+describe('compute backend: --backend > stage with.backend > pipeline backend', () => {
+  const pipeline = (pipelineBackend: string, stageBackend?: string) => `version: 1
+name: backends
+${pipelineBackend ? `backend: ${pipelineBackend}\n` : ''}stages:
+  a:
+    uses: {{stages}}/backend-param.ts
+${stageBackend ? `    with:\n      backend: ${stageBackend}\n` : ''}  b:
+    uses: {{stages}}/backend-param.ts
+  numbers:
+    uses: {{stages}}/numbers.ts
+    with:
+      count: 1
+`;
+  const backends = async (text: string, backend?: string) => {
+    const p = await resolvePipeline(writePipeline(tempDir(), 'p.yaml', text), { backend });
+    return [p.stages.get('a')!.params.backend, p.stages.get('b')!.params.backend, 'backend' in p.stages.get('numbers')!.params];
+  };
+
+  it('fills stages that take a backend and leaves the others alone', async () => {
+    expect(await backends(pipeline(''))).toEqual(['auto', 'auto', false]);
+    expect(await backends(pipeline('cpu'))).toEqual(['cpu', 'cpu', false]);
+    expect(await backends(pipeline('cpu', 'tensorflow'))).toEqual(['tensorflow', 'cpu', false]);
+    expect(await backends(pipeline('cpu', 'tensorflow'), 'webgpu')).toEqual(['webgpu', 'webgpu', false]);
+  });
+
+  it('rejects an unknown backend at the pipeline, the stage and the command line', async () => {
+    const d = await diagnosticsOf(pipeline('gpu'));
+    expect(d.map((x) => `${x.path}: ${x.message}`).join('\n')).toMatch(/backend: .*(auto|one of)/);
+    await expect(resolvePipeline(writePipeline(tempDir(), 'p.yaml', pipeline('')), { backend: 'cuda' })).rejects.toThrow(/stages\.a\.with\.backend/);
+  });
+});
