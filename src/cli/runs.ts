@@ -26,6 +26,11 @@ export function registerRuns(program: Command): void {
               `${r.id}  ${r.status.padEnd(11)} ${r.pipelineName.padEnd(16)} ${r.startedAt}  ${dur.padStart(8)}  ran ${count('ran')}, cached ${count('cached')}, failed ${count('failed')}  log ${r.eventLog}\n`,
             );
             for (const [stage, s] of Object.entries(r.stages)) {
+              if (s.environment && s.status === 'ran') {
+                const env = Object.entries(s.environment).map(([k, v]) => `${k} ${typeof v === 'string' ? v : JSON.stringify(v)}`);
+                process.stdout.write(`    ${stage}: ${env.join(', ')}
+`);
+              }
               for (const skip of s.skipped ?? []) process.stdout.write(`    skipped ${stage} item ${skip.id}: ${skip.error}\n`);
             }
           }

@@ -202,6 +202,7 @@ export async function runPipeline(p: ResolvedPipeline, store: Store, bus: EventB
               durationMs: outcome!.status === 'ran' ? outcome!.record.durationMs : 0,
               items: outcome!.record.items?.keys.length,
               skipped: outcome!.record.items?.skipped.length ? outcome!.record.items.skipped : undefined,
+              environment: stageEnvironment(outcome!.record.components.environment),
             };
             return outcome;
           } catch (e) {
@@ -236,4 +237,11 @@ export async function runPipeline(p: ResolvedPipeline, store: Store, bus: EventB
     bus.emit({ type: 'run-finished', runId, status: record.status as 'succeeded', durationMs: Date.now() - started });
     store.releaseRunLock(owner);
   }
+}
+
+/** A stage's environment for the run record: what it declared beyond voco's version (undefined when nothing). */
+function stageEnvironment(env: Record<string, JsonValue> | undefined): Record<string, JsonValue> | undefined {
+  if (!env) return undefined;
+  const { voco: _v, ...rest } = env;
+  return Object.keys(rest).length ? rest : undefined;
 }

@@ -58,7 +58,16 @@ export interface RunRecord {
   pid: number;
   stages: Record<
     string,
-    { status: string; key?: string; durationMs?: number; items?: number; skipped?: Array<{ id: string; error: string }>; error?: string }
+    {
+      status: string;
+      key?: string;
+      durationMs?: number;
+      items?: number;
+      skipped?: Array<{ id: string; error: string }>;
+      error?: string;
+      /** What the stage declared about its environment (e.g. the compute backend and device) beyond voco's version. */
+      environment?: Record<string, JsonValue>;
+    }
   >;
   config?: JsonValue;
   eventLog: string;
