@@ -44,7 +44,7 @@ export async function runInProcess(
   cacheDir: string,
   opts: RunOptions & ResolveOptions = {},
 ): Promise<{ summary: Awaited<ReturnType<typeof runPipeline>>; events: TimedEvent[] }> {
-  const p = await resolvePipeline(file, { sets: opts.sets, overlays: opts.overlays });
+  const p = await resolvePipeline(file, { sets: opts.sets, overlays: opts.overlays, backend: opts.backend });
   const store = Store.open(cacheDir);
   const bus = new EventBus();
   const events: TimedEvent[] = [];

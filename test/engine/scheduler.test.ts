@@ -285,3 +285,24 @@ stages:
     expect((await waited).summary.status).toBe('succeeded');
   });
 });
+
+describe('stage environment', () => {
+  it('enters the key and the run record: a new backend re-runs the stage', async () => {
+    const dir = tempDir();
+    const cache = join(dir, 'cache');
+    const file = writePipeline(dir, 'p.yaml', 'version: 1\nname: env\nbackend: cpu\nstages:\n  a:\n    uses: {{stages}}/backend-param.ts\n');
+    expect((await runInProcess(file, cache)).summary.stages['a']!.status).toBe('ran');
+    expect((await runInProcess(file, cache)).summary.stages['a']!.status).toBe('cached');
+    const other = await runInProcess(file, cache, { backend: 'tensorflow' });
+    expect(other.summary.stages['a']!.status).toBe('ran');
+    const store = Store.open(cache);
+    try {
+      const runs = store.listRuns();
+      expect(runs).toHaveLength(3);
+      expect(runs[0]!.stages['a']!.environment).toEqual({ backend: 'cpu' });
+      expect(runs[2]!.stages['a']!.environment).toEqual({ backend: 'tensorflow' });
+    } finally {
+      await store.close();
+    }
+  });
+});

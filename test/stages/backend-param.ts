@@ -10,6 +10,7 @@ export default defineStage<{ backend: string }>({
     properties: { backend: { enum: ['auto', 'tensorflow-gpu', 'tensorflow', 'webgpu', 'cpu'], default: 'auto' } },
   },
   outputs: { report: 'report' },
+  environment: (p) => ({ backend: p.backend }),
   async run(ctx) {
     return { report: { backend: ctx.params.backend } };
   },
