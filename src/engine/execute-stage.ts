@@ -45,7 +45,7 @@ export async function computeComponents(
     kindVersion: st.def.version,
     stage: st.name,
     seed: p.seed,
-    params: JSON.parse(canonicalJson(st.params)) as JsonValue,
+    params: JSON.parse(canonicalJson(st.def.keyParams ? st.def.keyParams(st.params) : st.params)) as JsonValue,
     inputs: inputHashes,
     external,
     environment,

@@ -133,6 +133,12 @@ export interface StageDefinition<P = Record<string, unknown>> {
   paramsSchema: JsonSchema;
   inputs?: Record<string, PortSpec | ArtifactType>;
   outputs: Record<string, PortSpec | ArtifactType>;
+  /**
+   * The part of the params that determines the outputs (default: all of them). Settings that only
+   * change how fast the work runs (worker threads, prefetch depth) belong outside it, so changing
+   * them neither re-runs the stage nor discards its checkpoints.
+   */
+  keyParams?(params: P): JsonValue;
   /** Environment parts that change results (e.g. the compute backend); they enter the cache key. */
   environment?(params: P): Promise<Record<string, JsonValue>> | Record<string, JsonValue>;
   /**

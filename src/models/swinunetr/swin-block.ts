@@ -4,6 +4,7 @@
  * Dropout and stochastic depth are identity (VoCo and the fixtures use rate 0).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { recomputeInBackward } from '../ops/recompute.ts';
 import { getVar, type ParamCollector } from './params.ts';
 import { cropTo3, gelu, layerNorm, linear, padEnd3, roll } from './ops.ts';
 import {
@@ -52,8 +53,27 @@ export interface SwinBlockArgs {
   mask: tf.Tensor | null;
 }
 
-/** x: [B, D, H, W, C] → same shape. */
+let checkpointing = true;
+
+/** Gradient checkpointing of Swin blocks (default on, as VoCo's `use_checkpoint=True`). */
+export function setSwinCheckpointing(on: boolean): void {
+  checkpointing = on;
+}
+
+/**
+ * x: [B, D, H, W, C] → same shape. The attention maps ([windows·heads, n, n], hundreds of MB at
+ * 64³) live only while the block runs: its forward is one tidy scope, and under a gradient tape
+ * the block is recomputed in the backward pass instead of keeping its activations.
+ */
 export function swinBlock(vars: Map<string, tf.Variable>, prefix: string, x: tf.Tensor, a: SwinBlockArgs): tf.Tensor {
+  if (!checkpointing) return tf.tidy(() => swinBlockUntidied(vars, prefix, x, a));
+  const weights = [...vars.keys()].filter((n) => n.startsWith(`${prefix}.`) && vars.get(n)!.dtype === 'float32').map((n) => vars.get(n)!);
+  const mask = a.mask;
+  if (!mask) return recomputeInBackward((input) => swinBlockUntidied(vars, prefix, input, a), x, weights);
+  return recomputeInBackward((input, [m]) => swinBlockUntidied(vars, prefix, input, { ...a, mask: m! }), x, weights, [mask]);
+}
+
+function swinBlockUntidied(vars: Map<string, tf.Variable>, prefix: string, x: tf.Tensor, a: SwinBlockArgs): tf.Tensor {
   const v = (name: string) => getVar(vars, `${prefix}.${name}`);
   const [B, D, H, W] = x.shape as [number, number, number, number, number];
   const { window: ws, shift } = a;

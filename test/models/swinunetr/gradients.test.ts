@@ -17,7 +17,7 @@ import {
 import { stageWindow } from '../../../src/models/swinunetr/basic-layer.ts';
 import { materialize, ParamCollector } from '../../../src/models/swinunetr/params.ts';
 import { definePatchMergingParams, patchMerging } from '../../../src/models/swinunetr/patch-merging.ts';
-import { defineSwinBlockParams, swinBlock } from '../../../src/models/swinunetr/swin-block.ts';
+import { defineSwinBlockParams, setSwinCheckpointing, swinBlock } from '../../../src/models/swinunetr/swin-block.ts';
 import { shiftedWindowMaskTensor } from '../../../src/models/swinunetr/window-attention.ts';
 import { createRng } from '../../../src/util/rng.ts';
 import { setupBackend } from './helpers.ts';
@@ -113,6 +113,18 @@ describe('Swin block gradients', () => {
       expect(rel).toBeLessThan(5e-4);
       // every parameter of the block (bias table included) gets a gradient
       for (const v of trainable) expect((await tf.max(tf.abs(grads[v.name]!)).data())[0], v.name).toBeGreaterThan(0);
+      // gradient checkpointing (the default) recomputes the block in the backward pass: the same
+      // gradients, to the bit on the CPU backends, as keeping the block's activations
+      setSwinCheckpointing(false);
+      try {
+        const plain = tf.variableGrads(f, trainable);
+        let worst = 0;
+        for (const v of trainable) worst = Math.max(worst, (await tf.max(tf.abs(tf.sub(plain.grads[v.name]!, grads[v.name]!))).data())[0]!);
+        expect(worst).toBeLessThanOrEqual(1e-6);
+        tf.dispose([plain.value, ...Object.values(plain.grads)]);
+      } finally {
+        setSwinCheckpointing(true);
+      }
       tf.dispose([x, r, mask, ...Object.values(grads), ...dirs, ...originals]);
     } finally {
       for (const v of vars.values()) v.dispose();
