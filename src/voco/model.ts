@@ -60,6 +60,8 @@ export interface CreateVocoModelOptions<A extends Arch = Arch> {
   backboneOptions: BackboneOptions<A>;
   /** Head widths; default v1 2048/2048, v2 1024/1024. */
   head?: HeadWidths;
+  /** v2's feature dropout probability (default 0.2). */
+  dropout?: number;
   seed: number;
 }
 
@@ -69,6 +71,7 @@ export interface VocoModelConfig {
   /** Width of the backbone's pooled feature vector (the head's input). */
   featureDim: number;
   head: HeadWidths;
+  dropout: number;
   seed: number;
 }
 
@@ -120,7 +123,7 @@ export function createVocoModel<A extends Arch>(opts: CreateVocoModelOptions<A>)
     teacherBackbone.spec = teacherBackbone.spec.map((s) => ({ ...s, trainable: false }));
   }
   return {
-    config: { version: opts.version, backbone: opts.backbone, featureDim: inDim, head, seed: opts.seed },
+    config: { version: opts.version, backbone: opts.backbone, featureDim: inDim, head, dropout: opts.dropout ?? VOCO_V2_DROPOUT, seed: opts.seed },
     studentBackbone,
     teacherBackbone,
     studentHead,
@@ -260,7 +263,7 @@ export function vocoLossFn(model: VocoModel, batch: VocoBatch, rng?: Rng): LossR
     }
     if (!rng) throw new Error('VoCo v2 needs an rng for its dropout mask');
     const embedding = backboneFeatures(model.studentBackbone, crops);
-    const student = projectionHeadForward(model.studentHead, dropoutRows(embedding, VOCO_V2_DROPOUT, rng));
+    const student = projectionHeadForward(model.studentHead, dropoutRows(embedding, model.config.dropout, rng));
     const teacher = withoutGradient(() => projectionHeadForward(model.teacherHead, embedding), [embedding]) as tf.Tensor2D;
     const [xs, bs] = splitRows(student, nRandom);
     const [xt, bt] = splitRows(teacher, nRandom);
