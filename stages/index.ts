@@ -7,6 +7,8 @@ import type { StageDefinition } from '../src/engine/stage.ts';
 const builtins: Record<string, () => Promise<{ default: StageDefinition<any> }>> = {
   preprocess: () => import('./preprocess.ts'),
   cache: () => import('./cache.ts'),
+  'crop-sample': () => import('./crop-sample.ts'),
+  train: () => import('./train.ts'),
 };
 
 export function builtinStageKinds(): string[] {
