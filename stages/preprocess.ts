@@ -1,6 +1,6 @@
 import { defineStage, type BlobRef, type StageStore } from '../src/engine/stage.ts';
 import { readSchemaFile } from '../src/engine/schema.ts';
-import { listDataset, type DatasetEntry, type DatasetSpec } from '../src/volume/dataset.ts';
+import { DatasetError, listDataset, type DatasetEntry, type DatasetSpec } from '../src/volume/dataset.ts';
 import type { PreprocessRequest, PreprocessResult } from '../src/volume/preprocess-volume.ts';
 import { parseTransformChain, transformChainFingerprint, type TransformStep } from '../src/volume/transforms/index.ts';
 import type { JsonValue } from '../src/util/hash.ts';
@@ -52,9 +52,17 @@ export default defineStage<PreprocessParams>({
   paramsSchema,
   outputs: { volumes: 'volumes' },
   // The source files' content is part of the key: edited or added volumes make the stage stale.
+  // A dataset that is not there yet (e.g. `voco run --dry-run` before the download) still gets a
+  // plan: the key records what is missing, and the run itself stops with the dataset error.
   async fingerprint(ctx) {
-    const listed = await entriesWithHashes(ctx.params, ctx.pipeline.dir, ctx.store);
-    return listed.map(({ entry, fingerprint }) => [entry.id, fingerprint.image, fingerprint.label]);
+    try {
+      const listed = await entriesWithHashes(ctx.params, ctx.pipeline.dir, ctx.store);
+      return listed.map(({ entry, fingerprint }) => [entry.id, fingerprint.image, fingerprint.label]);
+    } catch (e) {
+      if (!(e instanceof DatasetError) || !/not found/.test(e.message)) throw e;
+      ctx.log.warn(`dataset not available: ${e.message}`);
+      return { unavailable: e.message };
+    }
   },
   items: {
     async list(ctx) {

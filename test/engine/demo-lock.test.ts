@@ -14,3 +14,23 @@ describe('the committed demo lockfile', () => {
     expect(r.stdout).toMatch(/^preprocess\s+missing\s+[0-9a-f]{10}\s+matches the lockfile/m);
   });
 });
+
+describe('pipelines/pretrain-10k.yaml', () => {
+  const file = join(REPO, 'pipelines', 'pretrain-10k.yaml');
+
+  it('validates', () => {
+    const r = spawnSync(process.execPath, [VOCO_BIN, 'validate', file], { encoding: 'utf8' });
+    expect(r.stdout + r.stderr).toMatch(/valid \(4 stages: preprocess → cache → crop-sample → train\)/);
+    expect(r.status).toBe(0);
+  });
+
+  it('explains its plan with --dry-run before the data exists', () => {
+    const r = spawnSync(process.execPath, [VOCO_BIN, 'run', file, '--dry-run', '--explain', '--cache', join(tempDir(), 'cache'), '--set', 'params.datalist=/nonexistent/voco10k.json'], {
+      encoding: 'utf8',
+    });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout + r.stderr).toMatch(/dataset not available: \/nonexistent\/voco10k\.json dataset\.datalist: datalist not found/);
+    expect(r.stdout + r.stderr).toMatch(/^preprocess\s+will run: never run/m);
+    expect(r.stdout + r.stderr).toMatch(/^train\s+will run: upstream "crop-sample" must run first/m);
+  });
+});
