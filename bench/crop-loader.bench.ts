@@ -75,7 +75,7 @@ async function benchLoader(name: string, g: VocoGeometry, a: CropAugmentation, p
   }
 }
 
-async function benchCropLoader(batches: number): Promise<BenchRow[]> {
+export async function benchCropLoader(batches = 12): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const dir = mkdtempSync(join(tmpdir(), 'voco-crop-bench-'));
   try {
@@ -94,5 +94,7 @@ async function benchCropLoader(batches: number): Promise<BenchRow[]> {
   return rows;
 }
 
-const batchesArg = process.argv.indexOf('--batches');
-printTable(await benchCropLoader(batchesArg > 0 ? Number(process.argv[batchesArg + 1]) : 12));
+if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('crop-loader.bench.ts')) {
+  const batchesArg = process.argv.indexOf('--batches');
+  printTable(await benchCropLoader(batchesArg > 0 ? Number(process.argv[batchesArg + 1]) : 12));
+}

@@ -156,7 +156,7 @@ export default defineStage<TrainParams>({
         options: p.model.arch === 'swinunetr' ? { feature_size: p.model.feature_size, use_v2: p.model.use_v2, in_channels: 1 } : { base_channels: p.model.base_channels, in_channels: 1 },
         encoder_only: true,
       };
-      ctx.log.info(`trained ${p.steps} steps; loss ${result.firstLoss.toFixed(4)} → ${result.lastLoss.toFixed(4)} (mean of the first and last ${result.window} steps)`);
+      ctx.log.info(`trained ${p.steps} steps; loss ${result.firstLoss.toFixed(4)} → ${result.lastLoss.toFixed(4)} (median of the first and of the last ${result.window} steps)`);
       return {
         checkpoint: { model: modelInfo, weights, steps: p.steps, voco: p.voco.version } as unknown as JsonValue,
         metrics: {

@@ -62,7 +62,7 @@ export interface TrainingResult {
   encoderSafetensors: Uint8Array;
   metricsJsonl: Uint8Array;
   lossCurveSvg: string;
-  /** Mean loss of the first and of the last `window` steps. */
+  /** Median loss of the first and of the last `window` steps (robust to the single-batch spikes of a noisy loss). */
   firstLoss: number;
   lastLoss: number;
   window: number;
@@ -189,8 +189,11 @@ export async function runTraining(run: TrainingRun): Promise<TrainingResult> {
       let loss = 0;
       const termSums: Record<string, number> = {};
       let grads: Map<string, tf.Tensor> | undefined;
+      let dataMs = 0;
       for (let micro = 0; micro < s.accumulate; micro++) {
+        const waitStart = performance.now();
         const batch = await loader!.nextBatch();
+        dataMs += performance.now() - waitStart;
         epoch = batch.epoch;
         batchInEpoch = batch.batchInEpoch + 1;
         const inputs = batchTensors(batch);
@@ -232,6 +235,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingResult> {
         epoch,
         ...(finite ? {} : { skipped: true }),
         step_ms: Math.round(stepMs),
+        data_ms: Math.round(dataMs),
         crops_per_s: Number(((s.cropsPerStep * 1000) / stepMs).toFixed(2)),
       };
       metrics.append(record);
@@ -248,7 +252,6 @@ export async function runTraining(run: TrainingRun): Promise<TrainingResult> {
   const records = readMetrics(metricsPath);
   const losses = records.map((r) => Number(r.loss));
   const window = Math.max(1, Math.min(10, Math.floor(losses.length / 4)));
-  const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / Math.max(1, xs.length);
   const series = ['loss', ...Object.keys(records[0] ?? {}).filter((k) => ['pos', 'neg', 'reg', 'intra', 'inter'].includes(k))].map((name) => ({
     name,
     points: records.map((r) => [r.step, Number(r[name])] as [number, number]),
@@ -257,9 +260,16 @@ export async function runTraining(run: TrainingRun): Promise<TrainingResult> {
     encoderSafetensors: await encoderSafetensors(model, { steps: String(s.steps) }),
     metricsJsonl: readFileSync(metricsPath),
     lossCurveSvg: renderLossCurveSvg(series, { title: 'VoCo pre-training loss', xLabel: 'step', yLabel: 'loss', smooth: Math.max(1, Math.floor(records.length / 50)) }),
-    firstLoss: mean(losses.slice(0, window)),
-    lastLoss: mean(losses.slice(-window)),
+    firstLoss: median(losses.slice(0, window)),
+    lastLoss: median(losses.slice(-window)),
     window,
     resumedFrom,
   };
+}
+
+function median(xs: readonly number[]): number {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }

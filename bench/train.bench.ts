@@ -1,0 +1,86 @@
+/**
+ * VoCo v1 training step time (REFERENCE §1.4–1.7): SwinUNETR-v2 encoder, head 2048, EMA teacher,
+ * AdamW — on 1 volume's 18 crops of 64³ (2 random + 16 base), the unit BASELINES.md measures
+ * PyTorch on (fs 12: 99.8 s, fs 48: 194 s per step on this kind of machine). Baseline in the same
+ * run: the fs 12 student forward of the same crops. Backend: the best available (`auto`).
+ * Set VOCO_BENCH_TRAIN_FS48=0 to skip feature size 48 (≈ 15 GB).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { selectBackend } from '../src/models/backend.ts';
+import { registerMissingGradients } from '../src/models/ops/gradients.ts';
+import { AdamW } from '../src/train/adamw.ts';
+import { createRng } from '../src/util/rng.ts';
+import { allVariables, backboneFeatures, createVocoModel, disposeVocoModel, studentTrainableVariables, vocoGradients } from '../src/voco/model.ts';
+import type { BenchRow } from './table.ts';
+
+const CROP = 64;
+const R = 2;
+const K = 16;
+
+function batch(seed: number) {
+  const rng = createRng(seed, 'train-bench');
+  const fill = (n: number) => Float32Array.from({ length: n }, () => rng.float());
+  return {
+    randomCrops: tf.tensor(fill(R * CROP ** 3), [R, CROP, CROP, CROP, 1]),
+    baseCrops: tf.tensor(fill(K * CROP ** 3), [K, CROP, CROP, CROP, 1]),
+    labels: tf.tensor3d(fill(R * K), [1, R, K]),
+  };
+}
+
+async function stepTime(featureSize: number, steps: number): Promise<{ stepMs: number; forwardMs: number; rssGiB: number }> {
+  const model = createVocoModel({ version: 'v1', backbone: 'swinunetr', backboneOptions: { featureSize, useV2: true, inChannels: 1 }, seed: 1 });
+  const optimizer = new AdamW({ lr: 1e-4 });
+  const trainable = new Set(studentTrainableVariables(model));
+  const vars = new Map([...allVariables(model)].filter(([, v]) => trainable.has(v)));
+  try {
+    const b = batch(0);
+    const t0 = performance.now();
+    const f = tf.tidy(() => backboneFeatures(model.studentBackbone, tf.concat([b.randomCrops, b.baseCrops], 0)));
+    await f.data();
+    const forwardMs = performance.now() - t0;
+    f.dispose();
+    const times: number[] = [];
+    for (let s = 0; s <= steps; s++) {
+      const t = performance.now();
+      const g = vocoGradients(model, b, createRng(s));
+      optimizer.step(g.grads, vars, 1e-4);
+      await g.total.data();
+      tf.dispose([g.total, ...g.grads.values(), ...(Object.values(g.terms) as tf.Tensor[])]);
+      if (s > 0) times.push(performance.now() - t); // step 0 warms the kernels up
+    }
+    tf.dispose([b.randomCrops, b.baseCrops, b.labels]);
+    return { stepMs: Math.min(...times), forwardMs, rssGiB: process.memoryUsage().rss / 2 ** 30 };
+  } finally {
+    optimizer.dispose();
+    disposeVocoModel(model);
+  }
+}
+
+export async function benchTrain(): Promise<BenchRow[]> {
+  const info = await selectBackend('auto', { forTraining: true });
+  registerMissingGradients();
+  const rows: BenchRow[] = [];
+  const fs12 = await stepTime(12, 1);
+  const base = fs12.forwardMs;
+  rows.push({ bench: 'train', case: `fs 12 student forward, 18 crops of 64³ (${info.name}), baseline`, value: base / 1000, unit: 's', baseline: base / 1000 });
+  rows.push({
+    bench: 'train',
+    case: `fs 12 VoCo v1 step, 18 crops of 64³ (${info.name})`,
+    value: fs12.stepMs / 1000,
+    unit: 's',
+    baseline: base / 1000,
+    note: `PyTorch reference 99.8 s (BASELINES.md): ${(99.8 / (fs12.stepMs / 1000)).toFixed(1)}× faster; ${((18 * 1000) / fs12.stepMs).toFixed(2)} crops/s; peak RSS so far ${fs12.rssGiB.toFixed(1)} GiB`,
+  });
+  if (process.env['VOCO_BENCH_TRAIN_FS48'] !== '0') {
+    const fs48 = await stepTime(48, 1);
+    rows.push({
+      bench: 'train',
+      case: `fs 48 VoCo v1 step, 18 crops of 64³ (${info.name})`,
+      value: fs48.stepMs / 1000,
+      unit: 's',
+      baseline: base / 1000,
+      note: `PyTorch reference 194 s: ${(194 / (fs48.stepMs / 1000)).toFixed(1)}× faster; ${((18 * 1000) / fs48.stepMs).toFixed(2)} crops/s; peak RSS so far ${fs48.rssGiB.toFixed(1)} GiB`,
+    });
+  }
+  return rows;
+}
