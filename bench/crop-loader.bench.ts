@@ -94,7 +94,7 @@ export async function benchCropLoader(batches = 12): Promise<BenchRow[]> {
   return rows;
 }
 
-if (import.meta.url === `file://${process.argv[1]}` || process.argv[1]?.endsWith('crop-loader.bench.ts')) {
+if (process.argv.some((a) => a.endsWith('crop-loader.bench.ts'))) {
   const batchesArg = process.argv.indexOf('--batches');
   printTable(await benchCropLoader(batchesArg > 0 ? Number(process.argv[batchesArg + 1]) : 12));
 }
