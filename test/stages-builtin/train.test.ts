@@ -166,6 +166,27 @@ describe('crop-sample and train stages', () => {
     }
   }, 300_000);
 
+  it('trains VoCo v2 (shared backbone, EMA teacher head, intra/inter/reg losses)', async () => {
+    const dir = tempDir();
+    dataset(dir);
+    const cache = join(dir, 'cache');
+    const { summary } = await runInProcess(pipeline(dir, { voco: { version: 'v2', head_hidden: 32, head_out: 32 }, steps: 2, checkpoint_every: 1 }), cache, {
+      sets: ['stages.crop-sample.with.recipe=voco_v2'],
+    });
+    expect(summary.status).toBe('succeeded');
+    const { out, store } = await outputs(cache, summary.stages['train']!.key!);
+    try {
+      const records = parseMetrics(new TextDecoder().decode(await store.getBlob(out.metrics.log))).records;
+      expect(records).toHaveLength(2);
+      for (const r of records) {
+        for (const term of ['intra', 'inter', 'reg']) expect(Number.isFinite(r[term] as number), term).toBe(true);
+        expect(r['loss'] as number).toBeCloseTo((r['intra'] as number) + (r['inter'] as number) + (r['reg'] as number), 5);
+      }
+    } finally {
+      await store.close();
+    }
+  }, 300_000);
+
   it('names the field for bad crop geometry, bad schedules and too few volumes', async () => {
     const dir = tempDir();
     dataset(dir);
