@@ -68,6 +68,19 @@ export function loadModelWeights(model: ModelVariables, dict: StateDict): LoadRe
   return result;
 }
 
+/** The model's weights as a state dict with MONAI's names and PyTorch layouts; `names` restricts it. */
+export function modelStateDict(model: ModelVariables, names?: readonly string[]): StateDict {
+  const keep = names ? new Set(names) : undefined;
+  const spec = model.spec.filter((s) => !keep || keep.has(s.name));
+  const values = new Map<string, Float32Array>();
+  for (const s of spec) {
+    const v = model.vars.get(s.name);
+    if (!v) throw new Error(`model has no variable ${s.name}`);
+    values.set(s.name, Float32Array.from(v.dataSync() as ArrayLike<number>));
+  }
+  return exportFromSpec(spec, values);
+}
+
 /**
  * Writes the model's weights as safetensors with MONAI's names and PyTorch layouts, loadable by
  * MONAI's `load_state_dict`. `names` restricts the export (e.g. the encoder for VoCo).
@@ -77,15 +90,7 @@ export async function exportModelWeights(
   path: string,
   opts: { names?: readonly string[]; metadata?: Record<string, string> } = {},
 ): Promise<StateDict> {
-  const keep = opts.names ? new Set(opts.names) : undefined;
-  const spec = model.spec.filter((s) => !keep || keep.has(s.name));
-  const values = new Map<string, Float32Array>();
-  for (const s of spec) {
-    const v = model.vars.get(s.name);
-    if (!v) throw new Error(`model has no variable ${s.name}`);
-    values.set(s.name, Float32Array.from(v.dataSync() as ArrayLike<number>));
-  }
-  const dict = exportFromSpec(spec, values);
+  const dict = modelStateDict(model, opts.names);
   await writeSafetensors(path, dict, opts.metadata);
   return dict;
 }

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Logger } from '../engine/stage.ts';
-import { exportFromSpec } from '../models/weights/layout.ts';
+import { modelStateDict } from '../models/weights-io.ts';
 import { serializeSafetensors } from '../models/weights/safetensors.ts';
 import type { Rng } from '../util/rng.ts';
 import type { VocoBatch as LoaderBatch, VocoCropLoader } from '../voco/loader.ts';
@@ -123,14 +123,8 @@ function restore(model: VocoModel, optimizer: AdamW, tensors: Map<string, Checkp
 }
 
 /** The student backbone as safetensors with MONAI's names (what `export` and MONAI load). */
-export async function encoderSafetensors(model: VocoModel, metadata: Record<string, string> = {}): Promise<Uint8Array> {
-  const backbone = model.studentBackbone;
-  const values = new Map<string, Float32Array>();
-  for (const s of backbone.spec) {
-    const v = backbone.vars.get(s.name);
-    if (v) values.set(s.name, Float32Array.from((await v.data()) as ArrayLike<number>));
-  }
-  return serializeSafetensors(exportFromSpec(backbone.spec, values), { format: 'pt', producer: 'voco', ...metadata });
+export function encoderSafetensors(model: VocoModel, metadata: Record<string, string> = {}): Uint8Array {
+  return serializeSafetensors(modelStateDict(model.studentBackbone), { format: 'pt', producer: 'voco', ...metadata });
 }
 
 function lossTerms(terms: Record<string, tf.Tensor>): Record<string, number> {
@@ -257,7 +251,7 @@ export async function runTraining(run: TrainingRun): Promise<TrainingResult> {
     points: records.map((r) => [r.step, Number(r[name])] as [number, number]),
   }));
   return {
-    encoderSafetensors: await encoderSafetensors(model, { steps: String(s.steps) }),
+    encoderSafetensors: encoderSafetensors(model, { steps: String(s.steps) }),
     metricsJsonl: readFileSync(metricsPath),
     lossCurveSvg: renderLossCurveSvg(series, { title: 'VoCo pre-training loss', xLabel: 'step', yLabel: 'loss', smooth: Math.max(1, Math.floor(records.length / 50)) }),
     firstLoss: median(losses.slice(0, window)),

@@ -14,20 +14,12 @@ import {
   validateGeometry,
   type VocoGeometry,
 } from '../../src/voco/geometry.ts';
+import { SMALL } from './small-geometry.ts';
 
 const FIXTURE = JSON.parse(readFileSync(new URL('../fixtures/swinunetr/voco/voco_reference.json', import.meta.url), 'utf8')) as {
   position_labels: { center: [number, number]; labels: number[] }[];
 };
 
-const SMALL: VocoGeometry = {
-  region: [32, 32, 8],
-  grid: [2, 2],
-  baseCrop: [16, 16, 8],
-  randomCrop: [16, 16, 8],
-  numRandom: 2,
-  cropOut: [8, 8, 4],
-  randomCentreRange: { x: [8, 25], y: [8, 25] },
-};
 
 /** Overlap fractions by counting voxels, independent of the closed-form formula. */
 function bruteForceLabels(centre: [number, number], g: VocoGeometry): number[] {

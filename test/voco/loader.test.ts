@@ -10,16 +10,8 @@ import { drawVocoSample, extractCrop, packVocoBatch } from '../../src/voco/sampl
 import { decodeVolume, encodeVolume } from '../../src/volume/codec.ts';
 import { identityAffine } from '../../src/volume/volume.ts';
 import { tempDir } from '../helpers.ts';
+import { SMALL } from './small-geometry.ts';
 
-const SMALL: VocoGeometry = {
-  region: [32, 32, 8],
-  grid: [2, 2],
-  baseCrop: [16, 16, 8],
-  randomCrop: [16, 16, 8],
-  numRandom: 2,
-  cropOut: [8, 8, 4],
-  randomCentreRange: { x: [8, 25], y: [8, 25] },
-};
 
 let dir: string;
 let items: VocoLoaderItem[];

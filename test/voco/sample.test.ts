@@ -14,16 +14,8 @@ import {
 import { CropResizer, VocoSampler, allocateSampleBuffers, drawVocoSample, extractCrop, packVocoBatch } from '../../src/voco/sample.ts';
 import { resize } from '../../src/volume/transforms/resize.ts';
 import { identityAffine } from '../../src/volume/volume.ts';
+import { SMALL } from './small-geometry.ts';
 
-const SMALL: VocoGeometry = {
-  region: [32, 32, 8],
-  grid: [2, 2],
-  baseCrop: [16, 16, 8],
-  randomCrop: [16, 16, 8],
-  numRandom: 2,
-  cropOut: [8, 8, 4],
-  randomCentreRange: { x: [8, 25], y: [8, 25] },
-};
 const SMALL_NO_RESIZE: VocoGeometry = { ...SMALL, cropOut: null };
 
 function randomVolume(shape: readonly [number, number, number], seed: number): Float32Array {
